@@ -20,7 +20,7 @@ from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
 from ..config import DyTLlamaConfig
-from ..data import batch_indices, build_token_cache, load_text_dataset
+from ..data import StreamingBlocks, batch_indices, build_token_cache, load_text_dataset
 from ..model import DyTLlamaForCausalLM
 from ..tokenizer import check_vocab_fits, load_tokenizer, train_sentencepiece_bpe
 from . import checkpoint as ckpt
@@ -57,9 +57,52 @@ def prepare_output_dir(output_dir: Path, resume: str | None, overwrite: bool) ->
         raise PermissionError(f"output_dir {output_dir} is not writable: {e.strerror}") from None
 
 
-def load_data(data, accelerator):
+class StepBatches:
+    """This process's share of each step's global batch, as a function of the step: resume is exact."""
+
+    def __init__(self, blocks, seed: int, global_batch: int, accelerator):
+        self.blocks, self.seed, self.global_batch, self.acc = blocks, seed, global_batch, accelerator
+
+    def __call__(self, step: int) -> dict:
+        rank, world = self.acc.process_index, self.acc.num_processes
+        return self.blocks.batch(
+            batch_indices(len(self.blocks), self.seed, step, self.global_batch, rank, world)
+        )
+
+    def position(self) -> dict:
+        return {"seed": self.seed, "global_batch": self.global_batch, "num_blocks": len(self.blocks)}
+
+
+class StreamBatches:
+    """The same for a streaming corpus: blocks in stream order, the stream position saved in checkpoints."""
+
+    def __init__(self, blocks: StreamingBlocks, per_process: int):
+        self.blocks, self.per_process, self._it = blocks, per_process, None
+
+    def __call__(self, step: int) -> dict:
+        self._it = self._it or iter(self.blocks)
+        items = [next(self._it, None) for _ in range(self.per_process)]
+        if items[-1] is None:
+            raise ValueError(f"the stream ended at step {step}; lower max_steps or add data")
+        return {k: torch.stack([item[k] for item in items]) for k in items[0]}
+
+    def position(self) -> dict:
+        return {"stream": self.blocks.state_dict()}
+
+
+def load_data(data, accelerator, val_blocks_streaming: int):
     """(tokenizer, train blocks, val blocks). The main process tokenizes and caches first; the others then
-    find the cache."""
+    find the cache. A streaming corpus is packed on the fly and needs a given tokenizer."""
+    if data.streaming:
+        if not data.tokenizer:
+            raise ValueError("streaming needs a tokenizer: set tokenizer to a name or path")
+        texts = load_text_dataset(
+            data.dataset, data.dataset_config, data.split, data.data_files, data.text_column, streaming=True
+        )
+        tokenizer = load_tokenizer(data.tokenizer)
+        rank, world = accelerator.process_index, accelerator.num_processes
+        stream = StreamingBlocks(texts, tokenizer, data.seq_len, rank, world, val_blocks=val_blocks_streaming)
+        return tokenizer, stream, stream.val
     with accelerator.main_process_first():
         texts = load_text_dataset(
             data.dataset, data.dataset_config, data.split, data.data_files, data.text_column
@@ -130,6 +173,8 @@ def evaluate(model, val_blocks, batch_size: int, max_batches: int, accelerator) 
 def train(model_args, data_args, args) -> dict:
     output_dir = Path(args.output_dir)
     accelerator = Accelerator(
+        # Without an accelerator, say so: launched as several processes they then join over gloo.
+        cpu=not torch.accelerator.is_available(),
         mixed_precision=mixed_precision(args.mixed_precision),
         step_scheduler_with_optimizer=False,  # we step it once per optimizer step, whatever the process count
         log_with=None if args.report_to == "none" else args.report_to,
@@ -141,7 +186,11 @@ def train(model_args, data_args, args) -> dict:
     accelerator.wait_for_everyone()
     set_seed(args.seed)
 
-    tokenizer, train_blocks, val_blocks = load_data(data_args, accelerator)
+    world = accelerator.num_processes
+    tokenizer, train_blocks, val_blocks = load_data(
+        data_args, accelerator, args.eval_batches * args.batch_size * world
+    )
+    set_seed(args.seed)  # the initial weights depend on the seed alone, not on what data loading drew
     model = build_model(model_args, tokenizer, data_args.seq_len)
     if args.gradient_checkpointing:
         model.activation_checkpointing_enable()
@@ -149,7 +198,6 @@ def train(model_args, data_args, args) -> dict:
         for layer in model.model.layers:  # per decoder layer: small graphs, compiled once, no graph breaks
             layer.compile(fullgraph=True)
 
-    world = accelerator.num_processes
     grad_accum = args.grad_accum
     if args.tokens_per_step:
         grad_accum = max(1, round(args.tokens_per_step / (data_args.seq_len * args.batch_size * world)))
@@ -158,21 +206,25 @@ def train(model_args, data_args, args) -> dict:
     scheduler = build_scheduler(optimizer, args)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
 
+    if data_args.streaming:
+        source = StreamBatches(train_blocks, args.batch_size * grad_accum)
+    else:
+        source = StepBatches(train_blocks, args.seed, global_batch, accelerator)
     state = {"step": 0, "consecutive_skips": 0, "skipped_steps": 0, "tokens_seen": 0}
-    data_position = {"seed": args.seed, "global_batch": global_batch, "num_blocks": len(train_blocks)}
     if args.resume:
         found = ckpt.find_resumable(output_dir, args.resume, log=log)
         if found is not None:
             state = ckpt.load_checkpoint(accelerator, found)
-            if state["data"] != data_position:
+            if data_args.streaming:
+                train_blocks.load_state_dict(state["data"]["stream"])
+            elif state["data"] != source.position():
                 raise ValueError(
-                    f"checkpoint {found} was trained with data position {state['data']}, this run has "
-                    f"{data_position}; resume with the same seed, batch settings and data"
+                    f"checkpoint {found} was trained with data {state['data']}, this run has "
+                    f"{source.position()}; resume with the same seed, batch settings and data"
                 )
             log(f"resumed from {found} at step {state['step']}")
         else:
             log(f"no checkpoint in {output_dir}; starting from scratch")
-    state["data"] = data_position
 
     hparams = resolved_flat(model_args, data_args, args)
     if accelerator.is_main_process:
@@ -199,11 +251,11 @@ def train(model_args, data_args, args) -> dict:
     while state["step"] < args.max_steps:
         step = state["step"]
         t0 = time.perf_counter()
-        mine = batch_indices(
-            len(train_blocks), args.seed, step, global_batch, accelerator.process_index, world
-        )
-        micro = [mine[i : i + args.batch_size] for i in range(0, len(mine), args.batch_size)]
-        batches = [{k: v.to(accelerator.device) for k, v in train_blocks.batch(ix).items()} for ix in micro]
+        mine = source(step)
+        batches = [
+            {k: v[i : i + args.batch_size].to(accelerator.device) for k, v in mine.items()}
+            for i in range(0, len(mine["input_ids"]), args.batch_size)
+        ]
         num_items = window_tokens(batches, accelerator)
         loss_sum = torch.zeros((), device=accelerator.device)
         for i, batch in enumerate(batches):
@@ -241,6 +293,7 @@ def train(model_args, data_args, args) -> dict:
         optimizer.zero_grad(set_to_none=True)
         state["step"] = step + 1
         state["tokens_seen"] += tokens_per_step
+        state["data"] = source.position()
         dt = time.perf_counter() - t0
 
         row = {
