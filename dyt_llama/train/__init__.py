@@ -17,6 +17,10 @@ def main(argv: list[str] | None = None) -> int:
     code = run_guarded(lambda: parsed.update(args=parse_args(argv)), debug)
     if code:
         return code
+    if not parsed["args"][2].progress:
+        import datasets
+
+        datasets.disable_progress_bars()
     try:
         return run_guarded(lambda: train(*parsed["args"]) and None, debug)
     except NonFiniteError as e:
