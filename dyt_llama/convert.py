@@ -34,14 +34,23 @@ _NOT_ARCHITECTURE = {
 
 
 def _architecture(config) -> dict:
-    return {k: v for k, v in config.to_dict().items() if k not in _NOT_ARCHITECTURE}
+    """The LLaMA architecture of a config: no file bookkeeping, none of our norm settings."""
+    return {
+        k: v
+        for k, v in config.to_dict().items()
+        if k not in _NOT_ARCHITECTURE and k != "norm_type" and not k.startswith("dyt_")
+    }
 
 
-def _save_atomically(model, src: str, dst: str, overwrite: bool) -> None:
+def _check_destination(dst: str, overwrite: bool) -> None:
+    dst_path = Path(dst)
+    if dst_path.exists() and (not dst_path.is_dir() or any(dst_path.iterdir())) and not overwrite:
+        raise FileExistsError(f"{dst} exists and is not empty; choose another DST or pass --overwrite")
+
+
+def _save_atomically(model, src: str, dst: str) -> None:
     """Write to a temporary sibling, then rename: an interrupted conversion never leaves a half checkpoint at DST."""
     dst_path = Path(dst)
-    if dst_path.exists() and any(dst_path.iterdir()) and not overwrite:
-        raise FileExistsError(f"{dst} exists and is not empty; choose another DST or pass --overwrite")
     dst_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".{dst_path.name}.", dir=dst_path.parent)
     try:
@@ -95,8 +104,7 @@ def ours_to_llama(model: torch.nn.Module) -> LlamaForCausalLM:
             "cannot convert a DyT model (or one with an embedding scale) to plain LLaMA exactly: "
             "only norm_type='rmsnorm' without dyt_embed_scale converts"
         )
-    arch = {k: v for k, v in _architecture(config).items() if k != "norm_type" and not k.startswith("dyt_")}
-    llama = LlamaForCausalLM(LlamaConfig(**arch)).to(model.dtype)
+    llama = LlamaForCausalLM(LlamaConfig(**_architecture(config))).to(model.dtype)
     llama.load_state_dict(model.state_dict(), strict=True)
     return llama
 
@@ -105,10 +113,17 @@ def convert(
     src: str, dst: str, norm_type: str | None = None, to_llama: bool = False, overwrite: bool = False, **kw
 ):
     """Convert the checkpoint directory (or hub name) SRC into DST; returns the converted model."""
-    config = AutoConfig.from_pretrained(src)
-    model = AutoModelForCausalLM.from_pretrained(src, dtype=getattr(config, "dtype", None) or torch.float32)
+    _check_destination(dst, overwrite)
+    try:  # a missing, truncated or foreign checkpoint is the user's to fix, whatever transformers raises
+        config = AutoConfig.from_pretrained(src)
+        model = AutoModelForCausalLM.from_pretrained(
+            src, dtype=getattr(config, "dtype", None) or torch.float32
+        )
+    except Exception as e:
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ValueError(f"cannot load a causal LM from {src} ({reason})") from None
     out = ours_to_llama(model) if to_llama else llama_to_ours(model, norm_type or "dyt", **kw)
-    _save_atomically(out, src, dst, overwrite)
+    _save_atomically(out, src, dst)
     return out
 
 

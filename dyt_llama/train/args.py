@@ -101,6 +101,11 @@ class TrainArgs:
 ARG_CLASSES = (ModelArgs, DataArgs, TrainArgs)
 
 
+class _Parser(HfArgumentParser):
+    def error(self, message):  # one line through dyt_llama.cli, not argparse's usage block
+        raise ValueError(f"{message}; run pretrain.py --help for the keys")
+
+
 def _known_fields() -> dict[str, type]:
     return {f.name: cls for cls in ARG_CLASSES for f in dataclasses.fields(cls)}
 
@@ -150,9 +155,7 @@ def _check_types(values: dict, source: str) -> None:
 def parse_args(argv: list[str] | None = None) -> tuple[ModelArgs, DataArgs, TrainArgs]:
     """`--config FILE` first, then every other flag overrides what the file says."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = HfArgumentParser(
-        ARG_CLASSES, prog="pretrain.py", description="Pretrain a LLaMA / DyT-LLaMA model."
-    )
+    parser = _Parser(ARG_CLASSES, prog="pretrain.py", description="Pretrain a LLaMA / DyT-LLaMA model.")
     parser.add_argument("--config", help="a YAML file under configs/")
     known, _ = parser.parse_known_args(argv)
     if known.config:
