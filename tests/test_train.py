@@ -159,3 +159,16 @@ def test_two_processes_equal_one(tmp_path, corpus):
     one, two = losses(tmp_path / "one" / "run"), losses(tmp_path / "two" / "run")
     assert len(two) == 6
     assert max(abs(a - b) for a, b in zip(one, two)) < 1e-5, (one, two)
+
+
+@pytest.mark.slow
+def test_compiled_run_exports_a_plain_checkpoint(tmp_path, corpus):
+    cache = tmp_path / "cache"
+    common = ["--max_steps", 3, "--norm_type", "dyt", "--eval_every", 0]
+    assert main(args(tmp_path / "eager", corpus, *common, cache=cache)) == 0
+    assert main(args(tmp_path / "compiled", corpus, *common, "--compile", "true", cache=cache)) == 0
+    export = tmp_path / "compiled" / "run" / "export"
+    model = AutoModelForCausalLM.from_pretrained(export)
+    assert not any("_orig_mod" in k for k in model.state_dict())
+    eager, compiled = losses(tmp_path / "eager" / "run"), losses(tmp_path / "compiled" / "run")
+    assert max(abs(a - b) for a, b in zip(eager, compiled)) < 1e-4, (eager, compiled)
