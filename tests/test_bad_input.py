@@ -5,6 +5,7 @@ One table over every command; each row is (command, arguments built from the fix
 
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -53,6 +54,14 @@ def world(tmp_path_factory, shared_data):
     (w / "no_weights" / "model.safetensors").unlink()
     data = (w / "truncated" / "model.safetensors").read_bytes()
     (w / "truncated" / "model.safetensors").write_bytes(data[: len(data) // 2])
+    for name in ("exp_no_weights", "exp_truncated"):
+        shutil.copytree(w / "run" / "export", w / name)
+    (w / "exp_no_weights" / "model.safetensors").unlink()
+    data = (w / "exp_truncated" / "model.safetensors").read_bytes()
+    (w / "exp_truncated" / "model.safetensors").write_bytes(data[: len(data) // 2])
+    (w / "bad_data" / "piqa").mkdir(parents=True)
+    (w / "bad_data" / "piqa" / "valid.jsonl").write_text('{"goal": "x", "sol1": \n')
+    (w / "bad_data" / "piqa" / "valid-labels.lst").write_text("0\n")
     (w / "emptydir").mkdir()
     (w / "metrics_empty").mkdir()
     (w / "metrics_empty" / "metrics.jsonl").write_text("")
@@ -62,6 +71,10 @@ def world(tmp_path_factory, shared_data):
 def pretrain(w, *extra, data="good.txt"):
     return [*PRETRAIN_TINY, "--data_files", str(w / data), "--cache_dir", str(w / "cache"),
             "--output_dir", str(w / "out"), *map(str, extra)]  # fmt: skip
+
+
+def evaluate(w, *extra):
+    return ["--model", w / "run" / "export", "--tasks", "piqa", "--limit", 4, "--device", "cpu", *extra]
 
 
 CASES = {
@@ -148,6 +161,71 @@ CASES = {
     ),
     "convert: missing safetensors": ("convert", lambda w: [w / "no_weights", w / "conv"], "no_weights"),
     "convert: truncated safetensors": ("convert", lambda w: [w / "truncated", w / "conv"], "truncated"),
+    # evaluate_lm.py, with its layer-removal modes
+    "eval: unknown task": (
+        "eval",
+        lambda w: ["--model", w / "run" / "export", "--tasks", "piqa,mmlu"],
+        "mmlu",
+    ),
+    "eval: missing data file": ("eval", lambda w: evaluate(w, "--data-dir", w / "emptydir"), "piqa"),
+    "eval: malformed data file": ("eval", lambda w: evaluate(w, "--data-dir", w / "bad_data"), "valid.jsonl"),
+    "eval: directory without a model": (
+        "eval",
+        lambda w: ["--model", w / "emptydir", "--tasks", "piqa"],
+        "config.json",
+    ),
+    "eval: directory without a tokenizer": (
+        "eval",
+        lambda w: ["--model", w / "dyt", "--tasks", "piqa"],
+        "tokenizer",
+    ),
+    "eval: --limit 0": ("eval", lambda w: evaluate(w, "--limit", 0), "--limit"),
+    "eval: missing safetensors": (
+        "eval",
+        lambda w: ["--model", w / "exp_no_weights", "--tasks", "piqa"],
+        "exp_no_weights",
+    ),
+    "eval: truncated safetensors": (
+        "eval",
+        lambda w: ["--model", w / "exp_truncated", "--tasks", "piqa"],
+        "exp_truncated",
+    ),
+    "eval: tokenizer larger than model": (
+        "eval",
+        lambda w: [
+            "--model",
+            w / "dyt",
+            "--tokenizer",
+            w / "run" / "export",
+            "--tasks",
+            "piqa",
+            "--limit",
+            2,
+        ],
+        "vocab",
+    ),
+    "eval: output under a file": (
+        "eval",
+        lambda w: evaluate(w, "--output", w / "a_file" / "r.json"),
+        "a_file",
+    ),
+    "ablation: layer out of range": ("eval", lambda w: evaluate(w, "--remove-layers", "7"), "7"),
+    "ablation: duplicate layer": ("eval", lambda w: evaluate(w, "--remove-layers", "1,1"), "more than once"),
+    "ablation: every layer": ("eval", lambda w: evaluate(w, "--remove-layers", "0,1"), "all 2 layers"),
+    "ablation: empty calibration set": (
+        "eval",
+        lambda w: [
+            "--model",
+            w / "run" / "export",
+            "--ablation",
+            "sweep",
+            "--ablation-data",
+            w / "empty.txt",
+            "--ablation-out",
+            w / "abl",
+        ],
+        "empty",
+    ),
     # python -m dyt_llama.plots
     "plots: not a run directory": (
         "plots",

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from dyt_llama.cli import EXIT_USAGE, run_guarded
+from dyt_llama.cli import EXIT_USAGE, quiet_transformers, run_guarded
 
 from .data import DataError, default_data_dir
 from .tasks import TASKS
@@ -129,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    quiet_transformers()  # stderr carries our progress bars and the one-line errors, not load reports
     return run_guarded(lambda: _run(args), debug=args.debug)
 
 
@@ -155,6 +156,8 @@ def _run(args) -> int:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
+    if args.output:  # an unwritable results path fails now, not after the evaluation
+        _check_writable(Path(args.output))
     # the data first: a bad task or file fails in a second, not after loading the model
     prepared = prepare_tasks(_task_names(args), _data_dir(args), args.limit, dict(args.task_data))
     model, tokenizer = load_model(args.model, args.device, args.dtype, args.tokenizer)
@@ -251,6 +254,12 @@ def corpus_perplexity(args, model, tokenizer) -> dict:
         model, ids, max_length, args.stride, args.batch_size, progress=not args.no_progress
     )
     return {**result, "max_length": max_length, "stride": args.stride, "source": args.corpus}
+
+
+def _check_writable(path: Path) -> None:
+    parent = next((p for p in [path.parent, *path.parent.parents] if p.exists()), Path("."))
+    if not parent.is_dir():
+        raise ValueError(f"cannot write results to {path}: {parent} is a file — choose another --output")
 
 
 def _default_output(model: str) -> Path:

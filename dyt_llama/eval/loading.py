@@ -6,6 +6,7 @@ from pathlib import Path
 import torch
 
 import dyt_llama  # noqa: F401  registers dyt_llama with the Auto classes: our checkpoints need no remote code
+from dyt_llama.tokenizer import check_vocab_fits
 
 DTYPES = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "vocab.json")
@@ -62,6 +63,7 @@ def load_model(path: str, device: str = "auto", dtype: str = "auto", tokenizer: 
         model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype])
     except Exception as e:
         raise ValueError(f"cannot load a causal LM from {path} ({_first_line(e)})") from None
+    check_vocab_fits(tok, model.get_input_embeddings().num_embeddings)
     return model.to(dev).eval(), tok
 
 

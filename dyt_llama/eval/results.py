@@ -85,7 +85,8 @@ def format_table(record: dict) -> str:
 
 def run_label(record: dict, path: str | Path | None = None) -> str:
     model = record.get("model") or {}
-    name = Path(str(model.get("path") or path or "run")).name
+    where = Path(str(model.get("path") or path or "run"))
+    name = f"{where.parent.name}/{where.name}" if where.name in ("export", "final", "model") else where.name
     norm = model.get("norm_type")
     return f"{name} ({norm})" if norm else name
 
