@@ -31,3 +31,6 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
+
+experiments: $(STAMP)
+	$(PY) experiments/run_all.py
