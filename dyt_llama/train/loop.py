@@ -149,7 +149,11 @@ def window_tokens(batches: list[dict], accelerator) -> torch.Tensor:
 
 def micro_step_loss(model, batch: dict, num_items: torch.Tensor) -> torch.Tensor:
     """Sum of token losses / tokens of the whole window (transformers' num_items_in_batch does exactly that)."""
-    return model(input_ids=batch["input_ids"], labels=batch["labels"], num_items_in_batch=num_items).loss
+    # use_cache=False: a training step needs no KV cache, and building one makes every compiled layer
+    # recompile (a fullgraph failure past torch._dynamo's recompile limit of 8 layers).
+    return model(
+        input_ids=batch["input_ids"], labels=batch["labels"], num_items_in_batch=num_items, use_cache=False
+    ).loss
 
 
 @torch.no_grad()
@@ -162,7 +166,7 @@ def evaluate(model, val_blocks, batch_size: int, max_batches: int, accelerator) 
     for i in range(0, len(mine), batch_size):
         batch = {k: v.to(accelerator.device) for k, v in val_blocks.batch(mine[i : i + batch_size]).items()}
         tokens = (batch["labels"][:, 1:] != -100).sum()
-        loss = model(**batch).loss.double()
+        loss = model(**batch, use_cache=False).loss.double()
         total += torch.stack([loss * tokens, tokens.double()])
     total = accelerator.reduce(total, reduction="sum")
     model.train()
