@@ -70,10 +70,11 @@ flops_per_token, peak_flops = train_module("metrics").flops_per_token, train_mod
 build_optimizer = train_module("optim").build_optimizer
 try:
     from dyt_llama.train.loop import micro_step_loss
-except Exception:  # the same one line as the loop's
+except Exception:  # the same call as the loop's (no KV cache: with one, every compiled layer recompiles)
 
     def micro_step_loss(model, batch: dict, num_items: torch.Tensor) -> torch.Tensor:
-        return model(input_ids=batch["input_ids"], labels=batch["labels"], num_items_in_batch=num_items).loss
+        ids, labels = batch["input_ids"], batch["labels"]
+        return model(input_ids=ids, labels=labels, num_items_in_batch=num_items, use_cache=False).loss
 
 
 MODELS = ("dyt", "rmsnorm", "llama")
@@ -136,16 +137,12 @@ def config_shape(name: str, args) -> dict:
         "alphas": alphas,
         "seq_len": seq_len,
         "batch_size": batch,
-        "use_cache": args.use_cache,
     }
 
 
 def build(kind: str, spec: dict, device: torch.device) -> torch.nn.Module:
     torch.manual_seed(0)  # same weights wherever the shapes agree
-    # use_cache=False: a training step has no use for a KV cache, and with one (the config default) every
-    # decoder layer's cache slot is a different guard, so per-layer compile recompiles for each layer and
-    # fails with fullgraph=True past torch._dynamo's recompile_limit (8 layers). --use-cache keeps it.
-    shape = {**spec["shape"], "use_cache": spec["use_cache"]}
+    shape = spec["shape"]
     with torch.device(device):  # initialised where it runs: a 1B model's init on the host takes a while
         if kind == "llama":
             model = LlamaForCausalLM(LlamaConfig(**shape))
@@ -307,10 +304,11 @@ def time_mode(
 
 
 def paired_ratio(slow: list[float], fast: list[float]) -> dict:
-    """Median and quartiles over repeats of slow[i] / fast[i]: the speed of `fast` relative to `slow`."""
+    """Median and quartiles over repeats of slow[i] / fast[i]: the speed of `fast` relative to `slow`.
+    Also the ratio of the two fastest steps, which background load (it only ever adds time) moves least."""
     ratios = sorted(s / f for s, f in zip(slow, fast))
     q = statistics.quantiles(ratios, n=4, method="inclusive") if len(ratios) > 1 else [ratios[0]] * 3
-    return {"median": statistics.median(ratios), "q1": q[0], "q3": q[2]}
+    return {"median": statistics.median(ratios), "q1": q[0], "q3": q[2], "best": min(slow) / min(fast)}
 
 
 def summarize(spec: dict, mode: str, raw: dict, device: torch.device) -> dict:
@@ -384,7 +382,10 @@ def print_row(row: dict) -> None:
         )
     for name, r in row["ratios"].items():
         if isinstance(r, dict):
-            print(f"  {name:<20} {r['median']:.3f}x  (quartiles {r['q1']:.3f} .. {r['q3']:.3f})")
+            print(
+                f"  {name:<20} {r['median']:.3f}x  (quartiles {r['q1']:.3f} .. {r['q3']:.3f};"
+                f" fastest steps {r['best']:.3f}x)"
+            )
         else:
             print(f"  {name:<20} {r:.3f}x")
     for name, ok in row["checks"].items():
@@ -426,8 +427,8 @@ def cpu_name() -> str:
         return platform.processor()
 
 
-def append_json(path: Path, row: dict) -> None:
-    """The file holds a JSON list of runs; a new run is appended."""
+def append_json(path: Path, row: dict, replace_last: bool = False) -> None:
+    """The file holds a JSON list of runs; a new run is appended (or replaces the last: a run's update)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = []
     if path.exists():
@@ -436,6 +437,8 @@ def append_json(path: Path, row: dict) -> None:
         except json.JSONDecodeError:
             rows = []
         rows = rows if isinstance(rows, list) else [rows]
+    if replace_last and rows:
+        rows.pop()
     rows.append(row)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(rows, indent=1) + "\n")
@@ -467,9 +470,6 @@ def parse_args(argv=None):
     p.add_argument("--repeats", type=int, default=None, help="timed steps per model (default 7 CPU, 10 CUDA)")
     p.add_argument(
         "--warmup", type=int, default=None, help="untimed steps per model first (default 2, 3 compiled)"
-    )
-    p.add_argument(
-        "--use-cache", action="store_true", help="keep the KV cache on in training, as the loop does now"
     )
     p.add_argument(
         "--fused-adamw", action="store_true", help="fused=True AdamW instead of the loop's foreach"
@@ -521,7 +521,6 @@ def main(argv=None) -> dict:
             "quick": args.quick,
             "optimizer": "AdamW " + json.dumps(vars(OPTIM_ARGS)),
             "experiments": experiments,
-            "use_cache": args.use_cache,
             "clock": "process_time (CPU seconds)" if args.cpu_time else "wall",
             "grad_clip": GRAD_CLIP,
         },
@@ -543,8 +542,10 @@ def main(argv=None) -> dict:
             row["clock"] = "cpu" if args.cpu_time else "wall"
             result["rows"].append(row)
             print_row(row)
-    result["machine"]["loadavg_end"] = os.getloadavg()
-    append_json(out, result)
+            result["machine"]["loadavg_end"] = os.getloadavg()
+            append_json(
+                out, result, replace_last=len(result["rows"]) > 1
+            )  # saved row by row: a timeout keeps some
     print(
         f"\nload average {result['machine']['loadavg_start'][0]:.2f} -> {result['machine']['loadavg_end'][0]:.2f}"
     )

@@ -113,31 +113,20 @@ def run_ours(args, workdir: Path) -> dict:
             stamps.append(CLOCK[0]())
             inner.append(row["tokens_per_s"])  # the loop's own dt: data fetch .. zero_grad
 
-    def build_model_without_kv_cache(*a, **k):
-        model = original_build(*a, **k)
-        model.config.use_cache = False
-        return model
-
-    original, original_build = loop.MetricsLog, loop.build_model
+    original = loop.MetricsLog
     loop.MetricsLog = TimedLog
-    if train_args.compile and not args.keep_kv_cache:
-        # The loop as it is leaves the config's use_cache on, so LlamaModel builds a KV cache in training and
-        # every decoder layer compiles its own graph: past 8 graphs (4 layers x train/eval, or one more
-        # for the last, shorter eval batch) torch._dynamo fails under fullgraph=True. Off, they share one.
-        loop.build_model = build_model_without_kv_cache
     try:
         t0, c0 = time.perf_counter(), CLOCK[0]()
         loop.train(model_args, data_args, train_args)
         wall = time.perf_counter() - t0
     finally:
-        loop.MetricsLog, loop.build_model = original, original_build
+        loop.MetricsLog = original
     tokens = train_args.batch_size * data_args.seq_len
     out = steady(stamps, args.skip, tokens)
     out["inner_tokens_per_s"] = statistics.median(inner[args.skip :])  # what metrics.jsonl reports
     out["wall_s"] = wall
     out["startup_s"] = stamps[0] - c0
     out["compile"] = train_args.compile  # per decoder layer
-    out["use_cache"] = not (train_args.compile and not args.keep_kv_cache)
     return out
 
 
@@ -238,11 +227,6 @@ def main(argv=None) -> dict:
     )
     p.add_argument(
         "--trainer-compile", action="store_true", help="Trainer's torch_compile=True (default off)"
-    )
-    p.add_argument(
-        "--keep-kv-cache",
-        action="store_true",
-        help="with --ours-compile true: leave use_cache on, as the loop does",
     )
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     p.add_argument(
