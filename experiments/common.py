@@ -88,17 +88,24 @@ def part1_configs(ctx) -> dict[str, dict]:
     return {"tiny": TINY, "small": SMALL}
 
 
-def part1_run(ctx, config: str, norm: str, seed: int) -> dict:
-    """One of part 1's runs (trained on first use, then reused by every script that asks)."""
+def part1_run(ctx, config: str, norm: str, seed: int, alpha0: tuple[float, float] | None = None) -> dict:
+    """One of part 1's runs (trained on first use, then reused by every script that asks). alpha0 = (attention,
+    FFN and final) replaces the table's alpha0 of a DyT run (part 2's check of its best pair)."""
     plan = PART1_QUICK if ctx.quick else PART1
+    name, extra = f"p1-{config}-{norm}-s{seed}", {}
+    if alpha0 is not None:
+        a, o = alpha0
+        name = f"p2-{config}-{norm}-a{a:g}-o{o:g}-s{seed}"
+        extra = dict(dyt_alpha_init_attn=a, dyt_alpha_init_ffn=o, dyt_alpha_init_final=o)
     return train_run(
         ctx,
-        f"p1-{config}-{norm}-s{seed}",
+        name,
         norm_type=norm,
         seed=seed,
         max_steps=plan["steps"],
         eval_every=plan["eval_every"],
         **part1_configs(ctx)[config],
+        **extra,
     )
 
 
@@ -108,15 +115,20 @@ MICRO_STEPS = 60
 QUICK_STEPS = 4
 
 
-def micro_run(ctx, width: int, norm: str = "dyt", attn=1.0, other=1.0, seed=0, embed_scale=True) -> dict:
-    """A micro run: DyT with alpha0 = attn (attention norms) and other (FFN and final norms), or RMSNorm."""
+def micro_run(
+    ctx, width: int, norm: str = "dyt", attn=1.0, other=1.0, seed=0, embed_scale=True, final=None
+) -> dict:
+    """A micro run: DyT with alpha0 = attn (attention norms), other (FFN norms, and the final norm unless
+    final is given), or RMSNorm."""
     shape = quick_shape(width) if ctx.quick else micro(width)
     settings = dict(norm_type=norm, seed=seed, max_steps=QUICK_STEPS if ctx.quick else MICRO_STEPS, **shape)
     name = f"micro-w{width}-{norm}"
     if norm == "dyt":
-        settings.update(dyt_alpha_init_attn=attn, dyt_alpha_init_ffn=other, dyt_alpha_init_final=other)
+        final = other if final is None else final
+        settings.update(dyt_alpha_init_attn=attn, dyt_alpha_init_ffn=other, dyt_alpha_init_final=final)
         settings["dyt_embed_scale"] = embed_scale
-        name += f"-a{attn:g}-o{other:g}" + ("" if embed_scale else "-noscale")
+        name += f"-a{attn:g}-o{other:g}" + (f"-f{final:g}" if final != other else "")
+        name += "" if embed_scale else "-noscale"
     return train_run(ctx, f"{name}-s{seed}", **settings)
 
 

@@ -132,37 +132,31 @@ def part1(ctx, r: dict) -> tuple[str, list]:
 
 def part2(ctx, r: dict) -> tuple[str, list]:
     attn, other = r["attn_grid"], r["other_grid"]
-    text = ""
     rows = []
     for w in map(str, r["widths"]):
         b = r["best"][w]
         rows.append([w, f"{b['attn']:g} / {b['other']:g}" if b else "all diverged", f(b["val_loss"] if b else None),
-                     f(r["rmsnorm"][w]), f(r["spread"][w])])  # fmt: skip
-    text += table(
-        ["width", "best alpha0 attn / other", "its val loss", "RMSNorm val loss", "worst - best (finite)"],
+                     f(r["grid"][w]["1,1"]["val_loss"]), f(r["rmsnorm"][w]), f(r["spread"].get(w)),
+                     f(r["inverse_std_at_init"][w], 1)])  # fmt: skip
+    text = table(
+        ["width", "best alpha0 attn / other", "its val loss", "DyT at the table's 1 / 1", "RMSNorm val loss",
+         "worst - best", "1 / (0.02 sqrt(d))"],
         rows,
-    )
+    )  # fmt: skip
     text += "\n"
     for w in map(str, r["widths"]):
-        grid = r["grid"][w]
-        best = r["best"][w]
+        grid, best = r["grid"][w], r["best"][w]
         body = []
         for o in other:
             cells = []
             for a in attn:
                 g = grid[f"{a:g},{o:g}"]
                 cell = "diverged" if g["diverged"] else f(g["val_loss"])
-                cells.append(
-                    f"**{cell}**"
-                    if best and g["attn"] == best["attn"] and g["other"] == best["other"]
-                    else cell
-                )
-            body.append([f"other {o:g}"] + cells)
-        text += (
-            f"Width {w} (val loss; columns: attention alpha0):\n\n"
-            + table([""] + [f"attn {a:g}" for a in attn], body)
-            + "\n"
-        )
+                is_best = best and g["attn"] == best["attn"] and g["other"] == best["other"]
+                cells.append(f"**{cell}**" if is_best else cell)
+            body.append([f"FFN & final {o:g}"] + cells)
+        text += f"Width {w} (val loss; columns: attention alpha0):\n\n"
+        text += table([""] + [f"attn {a:g}" for a in attn], body) + "\n"
     best_attn = [r["best"][str(w)]["attn"] for w in r["widths"] if r["best"][str(w)]]
     best_other = [r["best"][str(w)]["other"] for w in r["widths"] if r["best"][str(w)]]
     falls = r["best_attn_falls_with_width"] and r["best_other_falls_with_width"]
@@ -172,8 +166,17 @@ def part2(ctx, r: dict) -> tuple[str, list]:
         f"{', '.join(f'{o:g}' for o in best_other)}. "
         + ("It falls with width, as the table says. " if strictly else
            "It does not fall with width here (flat or rising). " if not falls else "It stays the same across these widths. ")
-        + "The table itself gives 1.0 / 1.0 at all of these widths (<= 1024).\n"
+        + "The table gives 1 / 1 at all of these widths (<= 1024). The last column is 1/std of what the first "
+        "norm sees at initialisation (embeddings of std 0.02 times the sqrt(d) scale).\n"
     )  # fmt: skip
+    if r.get("split"):
+        rows = [[w, f"{v['value']:g}", f(v["neither"]), f(v["ffn_only"]), f(v["final_only"]), f(v["both"])]
+                for w, v in r["split"].items()]  # fmt: skip
+        text += "- Which norm wants the larger alpha0 (best attention alpha0; the FFN and final norms at 1 or at the "
+        text += "best value, each alone):\n\n"
+        text += (
+            table(["width", "best value", "neither (1 / 1)", "FFN only", "final only", "both"], rows) + "\n"
+        )
     if r["diverged"]:
         text += (
             "- Diverged: "
@@ -182,12 +185,28 @@ def part2(ctx, r: dict) -> tuple[str, list]:
         )
     else:
         text += "- No setting diverged (no non-finite loss; every final loss below a uniform guess).\n"
-    text += "\n" + figure(ctx, r, "final validation loss over the alpha0 grid, per width")
-    text += "\n" + details("the command of one grid point (the others change width and the three alpha0 flags)",
-                           f"```bash\n{r['example_command']}\n```\n")  # fmt: skip
+    tiny = r.get("tiny") or {}
+    if tiny:
+        rows = [
+            [k, " / ".join(f(v) for v in vals), f(tiny["mean"][k])] for k, vals in tiny["val_loss"].items()
+        ]
+        text += (
+            f"\n**The best pair at width {r['widths'][-1]} on part 1's tiny config** (seeds "
+            f"{' and '.join(map(str, tiny.get('seeds', [])))}, the same steps and data as part 1):\n\n"
+            + table(["model", "val loss per seed", "mean"], rows)
+        )
+    text += "\n" + figure(ctx, r, "final validation loss over the alpha0 grid, per width; the tiny config")
+    cmds = f"{r['example_command']}\n" + "\n".join(tiny.get("commands", []))
+    text += "\n" + details("commands: one grid point (the others change the width and the alpha0 flags), the tiny runs",
+                           f"```bash\n{cmds}\n```\n")  # fmt: skip
     head = [f"best attn/other alpha0 by width {'/'.join(map(str, r['widths']))}: "
             + ", ".join(f"{a:g}/{o:g}" for a, o in zip(best_attn, best_other))
             + f"; {len(r['diverged'])} of {len(r['widths']) * len(attn) * len(other)} diverged"]  # fmt: skip
+    if tiny and None not in tiny["mean"].values():
+        m = list(tiny["mean"].values())
+        head.append(
+            f"tiny config, val loss: RMSNorm {m[0]:.3f}, DyT table alpha0 {m[1]:.3f}, DyT {list(tiny['mean'])[2][5:]} {m[2]:.3f}"
+        )
     return text, head
 
 
@@ -349,36 +368,51 @@ def corpus_line(ctx) -> str:
     )
 
 
-def runtime(t: dict | None, results: dict) -> str:
+def owner(run_name: str) -> str:
+    """The script that first uses a run: part 1's models, part 3's extra micro runs, else part 2's grid."""
+    if run_name.startswith("p1-"):
+        return "01_dyt_vs_rmsnorm.py"
+    if run_name.startswith("p2-"):
+        return "02_alpha_sensitivity.py"
+    if run_name.endswith("-noscale-s0") or run_name.endswith("-noscale-s1") or run_name.endswith("-s1"):
+        return "03_embed_scale.py"
+    return "02_alpha_sensitivity.py"
+
+
+def earlier_runs(ctx, t: dict) -> dict[str, float]:
+    """Training seconds, by script, of runs this invocation reused because an earlier one trained them."""
+    started = time.mktime(time.strptime(t["started"], "%Y-%m-%d %H:%M")) if "started" in t else None
+    out: dict[str, float] = {}
+    for record_path in (ctx.out / "runs").glob("*/experiment.json"):
+        if started is not None and record_path.stat().st_mtime < started:
+            record = json.loads(record_path.read_text())
+            out[owner(record["name"])] = out.get(owner(record["name"]), 0.0) + record["seconds"]
+    return out
+
+
+def runtime(ctx, t: dict | None) -> str:
     if not t:
         return "No timings.json: run `python experiments/run_all.py` for the runtime of each part.\n"
+    earlier = earlier_runs(ctx, t)
     rows = []
     for script, p in t["parts"].items():
-        rows.append(
-            [
-                script,
-                f"{p['seconds'] / 60:.1f}",
-                f"{p.get('cpu_seconds', 0) / 60:.1f}",
-                p["runs_trained"],
-                p["runs_reused"],
-            ]
-        )
-    rows.append(
-        [
-            "**total** (with the report)",
-            f"**{t['seconds'] / 60:.1f}**",
-            f"{t.get('cpu_seconds', 0) / 60:.1f}",
-            "",
-            "",
-        ]
+        est = p["seconds"] + earlier.get(script, 0.0)
+        row = [script, f"{p['seconds'] / 60:.1f}", f"{p.get('cpu_seconds', 0) / 60:.1f}"]
+        rows.append(row + [p["runs_trained"], p["runs_reused"], f"{est / 60:.1f}"])
+    total = t["seconds"] + sum(earlier.values())
+    rows.append(["**total** (with the report)", f"**{t['seconds'] / 60:.1f}**", f"{t.get('cpu_seconds', 0) / 60:.1f}",
+                 "", "", f"**{total / 60:.1f}**"])  # fmt: skip
+    text = table(
+        ["script", "wall minutes", "CPU minutes", "runs trained", "runs reused", "from scratch (wall, est.)"],
+        rows,
     )
-    text = table(["script", "wall minutes", "CPU minutes", "runs trained", "runs reused"], rows)
     text += (
         f"\nStarted {t.get('started', '?')} on {t['cpus']} CPU cores with {t.get('threads', '?')} torch thread(s); "
         f"load average {t['loadavg_start'][0]:.1f} at the start and {t['loadavg_end'][0]:.1f} at the end (other jobs "
         "shared the machine whenever it was well above the threads used, and then wall time exceeds CPU time). "
         "A part's time is its training plus its measurements; part 1's eight models are trained once and reused "
-        "by parts 4-6.\n"
+        "by parts 4-6. \"From scratch\" adds the recorded training time of runs that an earlier, interrupted "
+        "invocation had already trained (experiment.json of each run).\n"
     )  # fmt: skip
     return text
 
@@ -436,7 +470,7 @@ can check it, not a reproduction of its numbers.
 {table(["question", "paper", "here"], head_rows)}
 ## Runtime
 
-{runtime(results.get("timings"), results)}
+{runtime(ctx, results.get("timings"))}
 {chr(10).join(sections)}
 {notes}"""
     path = (ctx.out if ctx.quick else common.REPO / "docs") / "results.md"
