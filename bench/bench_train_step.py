@@ -91,7 +91,13 @@ TARGETS = {
     "mfu": 0.45,  # 350m or 1b, bf16, compiled
 }
 OPTIM_ARGS = types.SimpleNamespace(
-    lr=3e-4, beta1=0.9, beta2=0.95, adam_eps=1e-8, weight_decay=0.1, weight_decay_policy="all"
+    lr=3e-4,
+    beta1=0.9,
+    beta2=0.95,
+    adam_eps=1e-8,
+    weight_decay=0.1,
+    weight_decay_policy="all",
+    adamw_fused=True,
 )
 GRAD_CLIP = 1.0
 
@@ -176,14 +182,6 @@ class Trainee:
             if "compile_loss" in experiments:  # lm_head's cross-entropy as one Inductor graph (an experiment)
                 self.model.loss_function = torch.compile(self.model.loss_function, dynamic=False)
         self.optimizer = build_optimizer(self.model, OPTIM_ARGS)
-        if "fused_adamw" in experiments:  # the loop's AdamW and param groups, fused=True (an experiment)
-            o = OPTIM_ARGS
-            groups = [
-                {"params": g["params"], "weight_decay": g["weight_decay"]}
-                for g in self.optimizer.param_groups
-            ]
-            betas = (o.beta1, o.beta2)
-            self.optimizer = torch.optim.AdamW(groups, lr=o.lr, betas=betas, eps=o.adam_eps, fused=True)
         g = torch.Generator().manual_seed(1)
         ids = torch.randint(
             0, spec["shape"]["vocab_size"], (spec["batch_size"], spec["seq_len"]), generator=g
@@ -472,7 +470,7 @@ def parse_args(argv=None):
         "--warmup", type=int, default=None, help="untimed steps per model first (default 2, 3 compiled)"
     )
     p.add_argument(
-        "--fused-adamw", action="store_true", help="fused=True AdamW instead of the loop's foreach"
+        "--adamw-fused", choices=["true", "false"], default="true", help="as pretrain.py's adamw_fused"
     )
     p.add_argument("--compile-loss", action="store_true", help="compiled mode: compile the loss function too")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
@@ -499,7 +497,8 @@ def main(argv=None) -> dict:
     if unknown:
         raise SystemExit(f"unknown model(s) or mode(s): {sorted(unknown)}")
     repeats = args.repeats or (QUICK["repeats"] if args.quick else 10 if device.type == "cuda" else 7)
-    experiments = [name for name in ("fused_adamw", "compile_loss") if getattr(args, name)]
+    experiments = ["compile_loss"] if args.compile_loss else []
+    OPTIM_ARGS.adamw_fused = args.adamw_fused == "true"
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.cpu_time and device.type != "cpu":

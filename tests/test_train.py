@@ -172,3 +172,15 @@ def test_compiled_run_exports_a_plain_checkpoint(tmp_path, corpus):
     assert not any("_orig_mod" in k for k in model.state_dict())
     eager, compiled = losses(tmp_path / "eager" / "run"), losses(tmp_path / "compiled" / "run")
     assert max(abs(a - b) for a, b in zip(eager, compiled)) < 1e-4, (eager, compiled)
+
+
+def test_compile_on_cpu_without_a_compiler_is_refused_before_anything_runs(tmp_path, monkeypatch):
+    from dyt_llama.train.args import parse_args
+
+    monkeypatch.setenv("CXX", "no-such-cxx")
+    argv = ["--data_files", "x.txt", "--output_dir", str(tmp_path / "run"), "--compile", "true"]
+    with pytest.raises(ValueError, match=r"no-such-cxx is not on PATH; .* or pass --compile false"):
+        parse_args(argv)
+    monkeypatch.delenv("CXX")
+    assert parse_args(argv)[2].compile  # g++ is here
+    assert not (tmp_path / "run").exists()

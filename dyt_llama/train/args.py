@@ -6,10 +6,13 @@ or on the command line is an error.
 
 import dataclasses
 import math
+import os
+import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 import yaml
 from transformers import HfArgumentParser
 
@@ -222,3 +225,10 @@ def validate(model: ModelArgs, data: DataArgs, train: TrainArgs) -> None:
         f"mixed_precision={train.mixed_precision!r}: auto, no, bf16 or fp16",
     )
     _require(train.keep_last >= 1, "keep_last must be >= 1")
+    if train.compile and not torch.cuda.is_available():
+        cxx = os.environ.get("CXX", "g++")  # what torch.compile's CPU backend (Inductor) calls
+        _require(
+            shutil.which(cxx) is not None,
+            f"compile=true on CPU needs a C++ compiler for torch.compile, and {cxx} is not on PATH; "
+            "install one (or set CXX) or pass --compile false",
+        )
