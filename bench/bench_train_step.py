@@ -48,6 +48,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # runnable from a checkout without install
 from dyt_llama.config import DyTLlamaConfig  # noqa: E402
+from dyt_llama.malloc import retain_freed_memory  # noqa: E402
 from dyt_llama.model import DyTLlamaForCausalLM  # noqa: E402
 
 
@@ -499,6 +500,8 @@ def main(argv=None) -> dict:
     repeats = args.repeats or (QUICK["repeats"] if args.quick else 10 if device.type == "cuda" else 7)
     experiments = ["compile_loss"] if args.compile_loss else []
     OPTIM_ARGS.adamw_fused = args.adamw_fused == "true"
+    if device.type == "cpu":
+        retain_freed_memory()  # as pretrain.py does on CPU, for every model alike
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.cpu_time and device.type != "cpu":

@@ -12,8 +12,9 @@ schedule (passed in as `optimizers=`), gradient clipping at the same norm, and t
 Steady state: every full iteration of each loop is timestamped (ours: when its metrics row is written,
 the last thing a step does; Trainer: `on_step_end`), the first `--skip` steps are dropped (startup,
 allocator warm-up, compilation) and tokens/s is tokens per step over the median step interval. The two
-run alternately in one process, ABBA, so drifting background load hits both alike; the ratio is the
-median over pairs. Whole-run wall time (startup, data, final evaluation, export) is reported alongside.
+run alternately, ABBA, so drifting background load hits both alike, each in a fresh process as users
+run them (what our loop sets for its process, like glibc's malloc thresholds, stays out of Trainer's
+runs); the ratio is the median over pairs. Whole-run wall time (startup, data, final evaluation, export) is reported alongside.
 
 It also times, one by one, the step-internal extras our loop does that Trainer does not (or does
 differently), so a gap can be traced to its cause: the batch gather from the memmap, the token count
@@ -24,6 +25,7 @@ import argparse
 import contextlib
 import datetime
 import gc
+import multiprocessing
 import os
 import statistics
 import sys
@@ -215,6 +217,33 @@ def loop_extras(args, workdir: Path) -> dict:
     return out
 
 
+def setup(args) -> None:
+    """Per process: threads, clock, quiet logs."""
+    quiet_transformers()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.cpu_time:
+        CLOCK[0] = time.process_time
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _child(who: str, args, workdir: Path, results) -> None:
+    setup(args)
+    results.put(run_ours(args, workdir) if who == "ours" else run_trainer(args, workdir))
+
+
+def run_fresh(who: str, args, workdir: Path) -> dict:
+    """One run in a new process, as users run either: settings a run makes for its process (our loop keeps
+    freed memory on CPU, see dyt_llama.malloc) do not leak into the other side's runs."""
+    ctx = multiprocessing.get_context("spawn")
+    results = ctx.Queue()
+    child = ctx.Process(target=_child, args=(who, args, workdir, results))
+    child.start()
+    result = results.get()
+    child.join()
+    return result
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--norm-type", default="dyt", choices=["dyt", "rmsnorm"])
@@ -240,13 +269,7 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
     if args.steps <= args.skip + 1:
         p.error("--steps must be more than --skip + 1")
-    quiet_transformers()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.cpu_time:
-        CLOCK[0] = time.process_time
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
+    setup(args)
     runs = {"ours": [], "trainer": []}
     with tempfile.TemporaryDirectory(prefix="bench-trainer-") as tmp:
         workdir = Path(tmp)
@@ -254,7 +277,7 @@ def main(argv=None) -> dict:
         for r in range(args.repeats):
             order = ("ours", "trainer") if r % 2 == 0 else ("trainer", "ours")  # ABBA
             for who in order:
-                result = run_ours(args, workdir) if who == "ours" else run_trainer(args, workdir)
+                result = run_fresh(who, args, workdir)
                 runs[who].append(result)
                 print(
                     f"repeat {r} {who:<8} steady {result['tokens_per_s']:8.1f} tokens/s"

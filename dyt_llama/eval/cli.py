@@ -161,6 +161,10 @@ def _run(args) -> int:
     # the data first: a bad task or file fails in a second, not after loading the model
     prepared = prepare_tasks(_task_names(args), _data_dir(args), args.limit, dict(args.task_data))
     model, tokenizer = load_model(args.model, args.device, args.dtype, args.tokenizer)
+    if model.device.type == "cpu":
+        from dyt_llama.malloc import retain_freed_memory
+
+        retain_freed_memory()  # every batch's logits would otherwise be faulted in afresh
     if any(getattr(args, f, None) for f in ABLATION_FLAGS):
         from dyt_llama import ablation
 
