@@ -80,7 +80,7 @@ class TrainArgs:
     adam_eps: float = 1e-8
     adamw_fused: bool = field(
         default=True,
-        metadata={"help": "torch's fused AdamW kernel (5x faster steps on CPU); false: for-loop"},
+        metadata={"help": "torch's fused AdamW kernel (5x faster steps on CPU); false: torch's default"},
     )
     grad_clip: float = 1.0
     mixed_precision: str = field(
