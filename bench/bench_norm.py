@@ -13,7 +13,6 @@ writes y, backward reads x and dy and writes dx: 5 tensors) against a device-to-
 import argparse
 import datetime
 import json
-import platform
 import statistics
 import sys
 import time
@@ -26,6 +25,8 @@ from torch import nn
 from transformers.models.llama.modeling_llama import LlamaRMSNorm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout without install
+from bench_train_step import cpu_name  # noqa: E402  (bench/ is on the path: this script's folder)
+
 from dyt_llama.kernels import dyt, resolve_impl  # noqa: E402
 
 SHAPES = {
@@ -237,14 +238,6 @@ def summarize(rows: list[dict], device: torch.device, dtype: torch.dtype) -> lis
             line["meets_cuda_target"] = triton[0]["fwdbwd_copy_fraction"] >= CUDA_TARGET_COPY_FRACTION
         out.append(line)
     return out
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor()
 
 
 def main(argv=None) -> dict:
