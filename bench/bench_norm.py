@@ -1,4 +1,4 @@
-"""Norm-layer benchmark: DyT (eager, fused, compiled, Triton) against LlamaRMSNorm and F.rms_norm.
+"""Norm-layer benchmark: DyT (eager, fused, compiled, Triton, torch.compile) against LlamaRMSNorm and F.rms_norm.
 
     python bench/bench_norm.py [--device cpu|cuda] [--dtype float32|bfloat16] [--out bench/results/norm.json]
     python bench/bench_norm.py --threads 1 --cpu-time   # on a shared CPU: counts only this process's work
@@ -69,16 +69,16 @@ def build_layers(
         "DyT eager": DyTLayer(hidden, "eager"),
         "DyT fused": DyTLayer(hidden, "fused"),
     }
-    if device.type == "cuda":
+    for impl in ("compiled", "triton") if device.type == "cuda" else ("compiled",):
         try:
-            resolve_impl("triton", device)
-            layers["DyT triton"] = DyTLayer(hidden, "triton")
+            resolve_impl(impl, device)
+            layers[f"DyT {impl}"] = DyTLayer(hidden, impl)
         except ValueError as err:
-            print(f"skipping DyT triton: {err}")
+            print(f"skipping DyT {impl}: {err}")
     layers = {name: layer.to(device=device, dtype=dtype) for name, layer in layers.items()}
-    if compile_:  # one static graph per shape
+    if compile_:  # the layer inside torch.compile: one static graph per shape
         layer = DyTLayer(hidden, "auto").to(device=device, dtype=dtype)
-        layers["DyT compiled"] = torch.compile(layer, dynamic=False)
+        layers["DyT torch.compile"] = torch.compile(layer, dynamic=False)
     return layers
 
 

@@ -5,7 +5,7 @@ import math
 from transformers import LlamaConfig
 
 NORM_TYPES = ("rmsnorm", "dyt")
-DYT_IMPLS = ("auto", "eager", "fused", "triton")
+DYT_IMPLS = ("auto", "eager", "fused", "compiled", "triton")
 
 # alpha0 (attention / FFN / final norm) by model width, from the official DyT LLaMA code (Zhu et al. 2025,
 # Table 11). Depth does not change it; wider models want smaller alpha0.
@@ -44,7 +44,7 @@ class DyTLlamaConfig(LlamaConfig):
         None takes the paper's width table, and the values used are stored so config.json records them.
     dyt_embed_scale: a learnable scalar on the embedding output, initialised to sqrt(hidden_size) (on for DyT).
     dyt_bias: the generic DyT form with a per-channel bias (the paper's vision code); off in its LLaMA code.
-    dyt_impl: "auto", "eager", "fused" or "triton"; every choice computes the same function.
+    dyt_impl: "auto", "eager", "fused", "compiled" or "triton"; every choice computes the same function.
     """
 
     model_type = "dyt_llama"

@@ -9,7 +9,17 @@ import pytest
 import torch
 
 from dyt_llama import kernels
-from dyt_llama.kernels import IMPLS, compile_options, dyt, eager_dyt, fused_dyt, resolve_impl, triton_dyt
+from dyt_llama.kernels import (
+    IMPLS,
+    compile_options,
+    compiled,
+    compiled_dyt,
+    dyt,
+    eager_dyt,
+    fused_dyt,
+    resolve_impl,
+    triton_dyt,
+)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -44,6 +54,22 @@ def assert_fused_equals_eager(x, params, grad_out):
     """The issue's bar: fused within 1e-6 of eager in float32, output and every gradient."""
     want = run(eager_dyt, x, params, grad_out)
     assert_all_close(run(fused_dyt, x, params, grad_out), want, rtol=1e-6, atol=1e-6)
+
+
+def assert_matches_float64(fn, x, params, grad_out, tol=2e-6):
+    """fn against eager DyT in float64, for kernels whose tanh is 2 * sigmoid(2z) - 1 (one exp instead of a
+    slow vector tanh; |error| ~1e-7 per element in float32). The bar is tol per element: for y and dx
+    relative to their largest magnitude, for the parameter gradients relative to the sum of the absolute
+    terms that they add up (cancellation in a sum magnifies per-element errors, not per-term ones)."""
+    got = run(fn, x, params, grad_out)
+    x64, g64, (a64, w64, *b64) = x.double(), grad_out.double(), [p.double() for p in params]
+    want = run(eager_dyt, x64, [a64, w64, *b64], g64)
+    rows = tuple(range(x.dim() - 1))
+    terms = [want[0], want[1], (g64 * w64 * x64).abs().sum(), g64.abs().sum(rows), g64.abs().sum(rows)]
+    for name, a, b, term in zip(["y", "dx", "dalpha", "dweight", "dbias"], got, want, terms):
+        assert a.dtype == x.dtype and a.shape == b.shape, name
+        err, scale = (a.double() - b).abs().max().item(), term.abs().max().item()
+        assert err <= tol * max(scale, 1.0), f"{name}: |err| {err:.3g} vs scale {scale:.3g}"
 
 
 SHAPES = [(16,), (7, 16), (2, 5, 33), (3, 4, 6, 64)]
@@ -120,17 +146,74 @@ def test_fused_bfloat16_close_to_eager():
 def test_dyt_dispatch_matches_eager():
     x, params, grad_out = make_inputs((2, 3, 16), bias=True)
     want = run(eager_dyt, x, params, grad_out)
-    for impl in ("auto", "eager", "fused"):
+    for impl in ("eager", "fused"):
         got = run(lambda *a, impl=impl: dyt(*a, impl=impl), x, params, grad_out)
         assert_all_close(got, want, rtol=1e-6, atol=1e-6)
+    for impl in ("auto", "compiled"):  # auto is "compiled" on a CPU with a C++ compiler
+        assert_matches_float64(lambda *a, impl=impl: dyt(*a, impl=impl), x, params, grad_out)
+
+
+# --- compiled: Inductor kernels called from eager code ----------------------------------------------------
+# Each signature (rank, dtype, bias, which gradients) compiles once per process (seconds), so a few cases.
+
+
+def test_compiled_matches_eager():
+    for shape, bias in (((7, 16), False), ((2, 5, 33), True), ((3, 4, 33), True)):  # the last: new sizes
+        assert_matches_float64(compiled_dyt, *make_inputs(shape, bias))
+
+
+def test_compiled_partial_grads_and_no_grad():
+    x, (alpha, weight, bias), grad_out = make_inputs((6, 16), bias=True)
+    leaves = [x.clone(), alpha.clone().requires_grad_(), weight.clone(), bias.clone()]  # only alpha trains
+    compiled_dyt(*leaves).backward(grad_out)
+    want = [t.detach().clone().requires_grad_(i == 1) for i, t in enumerate(leaves)]
+    eager_dyt(*want).backward(grad_out)
+    torch.testing.assert_close(leaves[1].grad, want[1].grad, rtol=1e-5, atol=1e-5)
+    assert leaves[0].grad is None and leaves[2].grad is None
+    with torch.inference_mode():  # evaluation: forward only
+        y = compiled_dyt(x, alpha, weight, bias)
+    torch.testing.assert_close(y, eager_dyt(x, alpha, weight, bias), rtol=1e-6, atol=1e-6)
+
+
+def test_compiled_gradcheck_float64():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(3, 4, 5, dtype=torch.float64, generator=g, requires_grad=True)
+    alpha = torch.tensor([0.8], dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(5, dtype=torch.float64, generator=g, requires_grad=True)
+    assert torch.autograd.gradcheck(compiled_dyt, (x, alpha, weight))
+
+
+def test_compiled_bad_input_raises_and_stays_enabled():
+    x, (alpha, weight), _ = make_inputs((4, 16), bias=False)
+    with pytest.raises(RuntimeError, match="size of tensor"):
+        compiled_dyt(x, alpha, weight[:8])
+    assert compiled.unavailable(torch.device("cpu")) is None
+
+
+def test_compiled_falls_back_to_fused_when_compiling_fails(monkeypatch):
+    def broken(fn, signature):
+        def call(*args):
+            raise RuntimeError("InductorError: cannot find Python.h\nmore lines")
+
+        return call
+
+    monkeypatch.setattr(compiled, "_compiled", broken)
+    monkeypatch.setattr(compiled, "_failure", None)  # restored afterwards: other tests keep the kernels
+    x, params, grad_out = make_inputs((2, 5, 16), bias=True)
+    with pytest.warns(UserWarning, match="fell back to 'fused'.*cannot find Python.h$") as record:
+        got = run(compiled_dyt, x, params, grad_out)
+    assert len(record) == 1  # once per process, not per call
+    assert_all_close(got, run(fused_dyt, x, params, grad_out), rtol=0, atol=0)
+    assert resolve_impl("auto", "cpu") == "fused"
 
 
 # --- impl resolution ---------------------------------------------------------------------------------
 
 
 def test_resolve_impl_names():
-    assert IMPLS == ("auto", "eager", "fused", "triton")
-    assert resolve_impl("auto", "cpu") == "fused"
+    assert IMPLS == ("auto", "eager", "fused", "compiled", "triton")
+    assert resolve_impl("auto", "cpu") == "compiled"  # this machine has g++
+    assert resolve_impl("compiled", "cpu") == "compiled"
     assert resolve_impl("eager", "cpu") == "eager"
     assert resolve_impl("fused", torch.device("cpu")) == "fused"
     with pytest.raises(ValueError, match="unknown DyT impl 'cuda'"):
@@ -144,6 +227,15 @@ def test_resolve_impl_auto_on_cuda(monkeypatch):
     assert resolve_impl("triton", "cuda:0") == "triton"
     monkeypatch.setattr(triton_dyt, "AVAILABLE", False)
     assert resolve_impl("auto", "cuda") == "fused"
+
+
+def test_resolve_impl_without_cxx(monkeypatch):
+    monkeypatch.setenv("CXX", "no-such-c++")
+    assert resolve_impl("auto", "cpu") == "fused"
+    with pytest.raises(
+        ValueError, match=r"^DyT impl 'compiled' cannot run on cpu: no C\+\+ compiler .*no-such-c\+\+"
+    ):
+        resolve_impl("compiled", "cpu")
 
 
 @pytest.mark.skipif(triton_dyt.INTERPRETED, reason="this process interprets Triton on CPU")

@@ -2,6 +2,8 @@
 
 - "eager":  the formula in plain torch ops (autograd keeps x and tanh(alpha * x) for backward).
 - "fused":  one autograd function that keeps only x and recomputes tanh in backward (any device).
+- "compiled": the same function whose forward and backward run Inductor kernels compiled from its formulas,
+            one pass over memory each way, in an eager model (CPU with a C++ compiler, or CUDA).
 - "triton": a forward/backward Triton kernel pair, one pass over memory each way (CUDA; on CPU only
             under TRITON_INTERPRET=1, which the tests use).
 - "auto":   the fastest of these that the device runs, see `resolve_impl`.
@@ -16,12 +18,23 @@ import os
 
 import torch
 
-from dyt_llama.kernels import triton_dyt
+from dyt_llama.kernels import compiled, triton_dyt
+from dyt_llama.kernels.compiled import CompiledDyT, compiled_dyt
 from dyt_llama.kernels.fused import FusedDyT, fused_dyt
 
-IMPLS = ("auto", "eager", "fused", "triton")
+IMPLS = ("auto", "eager", "fused", "compiled", "triton")
 
-__all__ = ["IMPLS", "FusedDyT", "compile_options", "dyt", "eager_dyt", "fused_dyt", "resolve_impl"]
+__all__ = [
+    "IMPLS",
+    "CompiledDyT",
+    "FusedDyT",
+    "compile_options",
+    "compiled_dyt",
+    "dyt",
+    "eager_dyt",
+    "fused_dyt",
+    "resolve_impl",
+]
 
 
 def eager_dyt(x: torch.Tensor, alpha: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None):
@@ -46,25 +59,32 @@ def _triton_unavailable(device: torch.device) -> str | None:
 
 
 def resolve_impl(impl: str, device: torch.device | str) -> str:
-    """The concrete impl ("eager", "fused" or "triton") that `impl` means on `device`.
+    """The concrete impl ("eager", "fused", "compiled" or "triton") that `impl` means on `device`.
 
-    Raises ValueError for an unknown name, and for "triton" where Triton cannot run.
+    Raises ValueError for an unknown name, and for "triton" or "compiled" where they cannot run.
     """
     if impl not in IMPLS:
         raise ValueError(f"unknown DyT impl {impl!r}: choose one of {IMPLS}")
     device = torch.device(device)
     if impl == "auto":
-        # CUDA: the Triton pair, the only single pass each way. Elsewhere (CPU, or CUDA without Triton)
-        # "fused": in bench/bench_norm.py on a 2-core Xeon (fp32) its fwd+bwd took 0.5-1.0x eager's time,
-        # less the larger the tensor (it allocates 3 full-size buffers to eager's 9), and it keeps half of
-        # eager's memory for backward. The interpreter is never chosen: it is for tests only.
+        # CUDA: the Triton pair, the only single pass each way. CPU: Inductor's kernels when a C++ compiler is
+        # there: in the tiny config's eager training step (2-core Xeon, fp32) its 9 norms took 17.5 ms to
+        # "fused"'s 29.8 (bench/bench_norm.py: fwd+bwd 0.31x LlamaRMSNorm, "fused" 0.47x, "eager" 0.61x).
+        # Otherwise "fused": half of eager's memory for backward, 3 full-size buffers to eager's 9.
+        # The Triton interpreter is never chosen: it is for tests only.
         if device.type == "cuda" and _triton_unavailable(device) is None:
             return "triton"
+        if device.type == "cpu" and compiled.unavailable(device) is None:
+            return "compiled"
         return "fused"
     if impl == "triton":
         reason = _triton_unavailable(device)
         if reason is not None:
             raise ValueError(f"DyT impl 'triton' cannot run on {device}: {reason}")
+    if impl == "compiled":
+        reason = compiled.unavailable(device)
+        if reason is not None and not reason.startswith("compiling failed"):  # that one falls back
+            raise ValueError(f"DyT impl 'compiled' cannot run on {device}: {reason}")
     return impl
 
 
@@ -87,6 +107,8 @@ def dyt(
         chosen = "fused"
     if chosen == "fused":
         return FusedDyT.apply(x, alpha, weight, bias)
+    if chosen == "compiled":
+        return CompiledDyT.apply(x, alpha, weight, bias)
     if chosen == "triton":
         return triton_dyt.TritonDyT.apply(x, alpha, weight, bias)
     return eager_dyt(x, alpha, weight, bias)

@@ -2,7 +2,7 @@
 
 Eager DyT keeps two full-size tensors for backward (x for the alpha gradient and tanh(alpha*x) for the
 rest); this keeps only x. Run eagerly, each direction uses in-place ops so that its passes share one
-buffer. Traced by torch.compile, it gives Inductor plain formulas to fuse instead (see `_backward_traced`).
+buffer. Traced by torch.compile, it gives Inductor plain formulas to fuse instead (see `forward_traced`, `backward_traced`).
 """
 
 import torch
@@ -49,7 +49,13 @@ def _tanh_traced(z: torch.Tensor) -> torch.Tensor:
     return 2 * torch.sigmoid(2 * z) - 1 if z.device.type == "cpu" else torch.tanh(z)
 
 
-def _backward_traced(grad, x, alpha, weight, needs, bias_dtype):
+def forward_traced(x, alpha, weight, bias=None):
+    """The forward as out-of-place formulas, for torch.compile: one pass over x."""
+    y = _tanh_traced(alpha.to(x.dtype) * x) * weight.to(x.dtype)
+    return y if bias is None else y + bias.to(x.dtype)
+
+
+def backward_traced(grad, x, alpha, weight, needs, bias_dtype):
     """The backward as out-of-place formulas: torch.compile fuses them into one pass over x and grad
     (plus, on CPU, GEMVs for the channel sums)."""
     need_x, need_alpha, need_weight, need_bias = needs
@@ -68,12 +74,11 @@ class FusedDyT(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, alpha, weight, bias=None):
-        a, w = alpha.to(x.dtype), weight.to(x.dtype)
         ctx.save_for_backward(x, alpha, weight)
         ctx.bias_dtype = None if bias is None else bias.dtype
         if torch.compiler.is_compiling():
-            y = _tanh_traced(a * x) * w
-            return y if bias is None else y + bias.to(x.dtype)
+            return forward_traced(x, alpha, weight, bias)
+        a, w = alpha.to(x.dtype), weight.to(x.dtype)
         y = torch.mul(x, a).tanh_()
         if bias is None:
             return y.mul_(w)
@@ -84,7 +89,7 @@ class FusedDyT(torch.autograd.Function):
     def backward(ctx, grad):
         x, alpha, weight = ctx.saved_tensors
         if torch.compiler.is_compiling():
-            return _backward_traced(grad, x, alpha, weight, ctx.needs_input_grad, ctx.bias_dtype)
+            return backward_traced(grad, x, alpha, weight, ctx.needs_input_grad, ctx.bias_dtype)
         need_x, need_alpha, need_weight, need_bias = ctx.needs_input_grad
         rows = tuple(range(x.dim() - 1))  # weight and bias are shared by every leading index
         a, w = alpha.to(x.dtype), weight.to(x.dtype)
