@@ -79,6 +79,8 @@ except Exception:  # the same call as the loop's (no KV cache: with one, every c
 
 
 MODELS = ("dyt", "rmsnorm", "llama")
+# Opt-in: the RMSNorm model with every norm an identity, the ceiling that no norm's speed can pass.
+CEILING = "nonorm"
 LLAMA_VOCAB = 32000  # the shipped configs other than tiny use meta-llama/Llama-2-7b-hf's tokenizer
 CPU_SHAPE = {"seq_len": 256, "batch_size": 4}  # CPU default for configs other than tiny (at most this)
 QUICK = {"seq_len": 64, "batch_size": 2, "layers": 2, "vocab": 4096, "repeats": 2, "warmup": 1}
@@ -153,6 +155,11 @@ def build(kind: str, spec: dict, device: torch.device) -> torch.nn.Module:
     with torch.device(device):  # initialised where it runs: a 1B model's init on the host takes a while
         if kind == "llama":
             model = LlamaForCausalLM(LlamaConfig(**shape))
+        elif kind == CEILING:
+            model = DyTLlamaForCausalLM(DyTLlamaConfig(norm_type="rmsnorm", **shape))
+            for layer in model.model.layers:
+                layer.input_layernorm = layer.post_attention_layernorm = torch.nn.Identity()
+            model.model.norm = torch.nn.Identity()
         else:
             alphas = spec["alphas"] if kind == "dyt" else {}
             model = DyTLlamaForCausalLM(DyTLlamaConfig(norm_type=kind, **shape, **alphas))
@@ -335,6 +342,8 @@ def summarize(spec: dict, mode: str, raw: dict, device: torch.device) -> dict:
         ratios["rmsnorm_vs_llama"] = paired_ratio(raw["llama"]["times"], raw["rmsnorm"]["times"])
     if "dyt" in raw and "llama" in raw:
         ratios["dyt_vs_llama"] = paired_ratio(raw["llama"]["times"], raw["dyt"]["times"])
+    if CEILING in raw and "rmsnorm" in raw:  # what deleting the norms would gain: DyT's upper bound
+        ratios["nonorm_vs_rmsnorm"] = paired_ratio(raw["rmsnorm"]["times"], raw[CEILING]["times"])
     return {
         "config": spec["name"],
         "mode": mode,
@@ -447,7 +456,11 @@ def append_json(path: Path, row: dict, replace_last: bool = False) -> None:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--configs", default="tiny", help="comma-separated names under configs/ (or yaml paths)")
-    p.add_argument("--models", default=",".join(MODELS), help=f"subset of {','.join(MODELS)}")
+    p.add_argument(
+        "--models",
+        default=",".join(MODELS),
+        help=f"subset of {','.join(MODELS)}, or {CEILING} (every norm an identity: the ceiling for DyT)",
+    )
     p.add_argument(
         "--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"]
     )
@@ -494,7 +507,7 @@ def main(argv=None) -> dict:
     autocast_dtype = torch.bfloat16 if dtype == "bf16" else None
     modes = args.modes.split(",") if args.modes else (["eager", "compiled"] if args.compile else ["eager"])
     kinds = [k for k in args.models.split(",") if k]
-    unknown = set(kinds) - set(MODELS) | set(modes) - {"eager", "compiled"}
+    unknown = set(kinds) - {*MODELS, CEILING} | set(modes) - {"eager", "compiled"}
     if unknown:
         raise SystemExit(f"unknown model(s) or mode(s): {sorted(unknown)}")
     repeats = args.repeats or (QUICK["repeats"] if args.quick else 10 if device.type == "cuda" else 7)

@@ -146,11 +146,21 @@ def test_fused_bfloat16_close_to_eager():
 def test_dyt_dispatch_matches_eager():
     x, params, grad_out = make_inputs((2, 3, 16), bias=True)
     want = run(eager_dyt, x, params, grad_out)
-    for impl in ("eager", "fused"):
+    for impl in ("auto", "eager", "fused"):  # auto: "fused" at this size
         got = run(lambda *a, impl=impl: dyt(*a, impl=impl), x, params, grad_out)
         assert_all_close(got, want, rtol=1e-6, atol=1e-6)
-    for impl in ("auto", "compiled"):  # auto is "compiled" on a CPU with a C++ compiler
-        assert_matches_float64(lambda *a, impl=impl: dyt(*a, impl=impl), x, params, grad_out)
+    assert_matches_float64(lambda *a: dyt(*a, impl="compiled"), x, params, grad_out)
+
+
+def test_auto_on_cpu_compiles_the_backward_of_large_tensors_only():
+    alpha, weight = torch.tensor([0.5], requires_grad=True), torch.ones(256, requires_grad=True)
+    small, large = torch.randn(4, 256), torch.randn(kernels.COMPILED_MIN_NUMEL // 256, 256)
+    assert type(dyt(small, alpha, weight).grad_fn).__name__ == "FusedDyTBackward"
+    y = dyt(large, alpha, weight)
+    assert type(y.grad_fn).__name__ == "CompiledDyTBackward"
+    torch.testing.assert_close(y, eager_dyt(large, alpha, weight), rtol=0, atol=0)  # ATen's forward
+    y.sum().backward()
+    assert alpha.grad is not None and weight.grad is not None
 
 
 # --- compiled: Inductor kernels called from eager code ----------------------------------------------------

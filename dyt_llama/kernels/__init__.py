@@ -2,8 +2,8 @@
 
 - "eager":  the formula in plain torch ops (autograd keeps x and tanh(alpha * x) for backward).
 - "fused":  one autograd function that keeps only x and recomputes tanh in backward (any device).
-- "compiled": the same function whose forward and backward run Inductor kernels compiled from its formulas,
-            one pass over memory each way, in an eager model (CPU with a C++ compiler, or CUDA).
+- "compiled": "fused" whose backward is one Inductor kernel compiled from its formulas, run from eager code
+            (CPU with a C++ compiler, or CUDA); see compiled.py.
 - "triton": a forward/backward Triton kernel pair, one pass over memory each way (CUDA; on CPU only
             under TRITON_INTERPRET=1, which the tests use).
 - "auto":   the fastest of these that the device runs, see `resolve_impl`.
@@ -23,8 +23,13 @@ from dyt_llama.kernels.compiled import CompiledDyT, compiled_dyt
 from dyt_llama.kernels.fused import FusedDyT, fused_dyt
 
 IMPLS = ("auto", "eager", "fused", "compiled", "triton")
+# "auto" on CPU takes "compiled" from this many elements up. Below it a compiled call's fixed cost (Dynamo's
+# guards, ~80 us) outweighs the passes it saves: fwd+bwd at 64K floats 1.25x "fused"'s time, 256K 1.03x,
+# 1M 0.58x (bench/bench_norm.py's machine, 2 threads).
+COMPILED_MIN_NUMEL = 1 << 18
 
 __all__ = [
+    "COMPILED_MIN_NUMEL",
     "IMPLS",
     "CompiledDyT",
     "FusedDyT",
@@ -67,10 +72,10 @@ def resolve_impl(impl: str, device: torch.device | str) -> str:
         raise ValueError(f"unknown DyT impl {impl!r}: choose one of {IMPLS}")
     device = torch.device(device)
     if impl == "auto":
-        # CUDA: the Triton pair, the only single pass each way. CPU: Inductor's kernels when a C++ compiler is
-        # there: in the tiny config's eager training step (2-core Xeon, fp32) its 9 norms took 17.5 ms to
-        # "fused"'s 29.8 (bench/bench_norm.py: fwd+bwd 0.31x LlamaRMSNorm, "fused" 0.47x, "eager" 0.61x).
-        # Otherwise "fused": half of eager's memory for backward, 3 full-size buffers to eager's 9.
+        # CUDA: the Triton pair, the only single pass each way. CPU: "compiled" when a C++ compiler is there
+        # (and, in `dyt`, the tensor is large enough): its one-pass backward took the 9 norms of the tiny
+        # config's eager training step (2-core Xeon, fp32) from 30 ms to 20. Otherwise "fused": half of
+        # eager's memory for backward, 3 full-size buffers to eager's 9.
         # The Triton interpreter is never chosen: it is for tests only.
         if device.type == "cuda" and _triton_unavailable(device) is None:
             return "triton"
@@ -101,6 +106,8 @@ def dyt(
             raise ValueError(f"unknown DyT impl {impl!r}: choose one of {IMPLS}")
         return FusedDyT.apply(x, alpha, weight, bias)
     chosen = resolve_impl(impl, x.device)
+    if chosen == "compiled" and impl == "auto" and x.numel() < COMPILED_MIN_NUMEL:
+        chosen = "fused"  # the same forward; the compiled backward pays off on large tensors only
     if chosen == "triton" and x.dtype not in triton_dyt.DTYPES:  # float64 would lose precision in float32
         if impl == "triton":
             raise ValueError(f"DyT impl 'triton' takes {triton_dyt.DTYPES} inputs, not {x.dtype}")
