@@ -37,7 +37,10 @@ class ModelArgs:
     dyt_alpha_init_final: float | None = None
     dyt_embed_scale: bool | None = field(default=None, metadata={"help": "default: on for dyt"})
     dyt_bias: bool = False
-    dyt_impl: str = "auto"
+    dyt_impl: str = field(
+        default="auto",
+        metadata={"help": "auto, eager, fused, compiled or triton; auto: triton on CUDA, compiled on CPU"},
+    )
 
 
 @dataclass
