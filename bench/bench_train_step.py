@@ -303,6 +303,9 @@ def time_mode(
         out[kind]["params"] = params
         out[kind]["flops_per_token"] = flops_per_token(trainee.model, spec["seq_len"])
     del trainees
+    # Every model compiles LlamaDecoderLayer.forward anew (its config is a guard), and Dynamo keeps 8
+    # versions per code object: a run over several configs and modes would overflow that.
+    torch._dynamo.reset()
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
