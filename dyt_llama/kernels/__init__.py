@@ -74,8 +74,8 @@ def resolve_impl(impl: str, device: torch.device | str) -> str:
     if impl == "auto":
         # CUDA: the Triton pair, the only single pass each way. CPU: "compiled" when a C++ compiler is there
         # (and, in `dyt`, the tensor is large enough): its one-pass backward took the 9 norms of the tiny
-        # config's eager training step (2-core Xeon, fp32) from 30 ms to 20. Otherwise "fused": half of
-        # eager's memory for backward, 3 full-size buffers to eager's 9.
+        # config's eager training step (2-core Xeon, fp32) from 30-37 ms to 20-29 ms (profiler, alternating
+        # runs). Otherwise "fused": half of eager's memory for backward, 3 full-size buffers to eager's 9.
         # The Triton interpreter is never chosen: it is for tests only.
         if device.type == "cuda" and _triton_unavailable(device) is None:
             return "triton"
