@@ -204,7 +204,7 @@ def test_compiled_bad_input_raises_and_stays_enabled():
     x, (alpha, weight), _ = make_inputs((4, 16), bias=False)
     with pytest.raises(RuntimeError, match="size of tensor"):
         compiled_dyt(x, alpha, weight[:8])
-    assert compiled.unavailable(torch.device("cpu")) is None
+    assert compiled.unavailable(torch.device("cpu")) is None and not compiled.failed()
 
 
 def test_compiled_falls_back_to_fused_when_compiling_fails(monkeypatch):

@@ -79,7 +79,7 @@ def resolve_impl(impl: str, device: torch.device | str) -> str:
         # The Triton interpreter is never chosen: it is for tests only.
         if device.type == "cuda" and _triton_unavailable(device) is None:
             return "triton"
-        if device.type == "cpu" and compiled.unavailable(device) is None:
+        if device.type == "cpu" and compiled.unavailable(device) is None and not compiled.failed():
             return "compiled"
         return "fused"
     if impl == "triton":
@@ -88,7 +88,7 @@ def resolve_impl(impl: str, device: torch.device | str) -> str:
             raise ValueError(f"DyT impl 'triton' cannot run on {device}: {reason}")
     if impl == "compiled":
         reason = compiled.unavailable(device)
-        if reason is not None and not reason.startswith("compiling failed"):  # that one falls back
+        if reason is not None:
             raise ValueError(f"DyT impl 'compiled' cannot run on {device}: {reason}")
     return impl
 

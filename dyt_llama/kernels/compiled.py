@@ -23,18 +23,27 @@ from dyt_llama.kernels.fused import FusedDyT, backward_traced
 _failure: str | None = None  # why compiling failed in this process; set once, after which "fused" runs
 
 
+def missing_cxx() -> str | None:
+    """The C++ compiler that Inductor's CPU backend calls (CXX, else g++) if it is not on PATH, else None."""
+    cxx = os.environ.get("CXX", "g++")
+    return None if _on_path(cxx) else cxx
+
+
 def unavailable(device: torch.device) -> str | None:
     """Why Inductor cannot build DyT kernels for `device`, or None when it can."""
-    if _failure is not None:
-        return f"compiling failed earlier in this process ({_failure})"
     if device.type == "cpu":
-        cxx = os.environ.get("CXX", "g++")  # what Inductor's C++ backend calls
-        return None if _on_path(cxx) else f"no C++ compiler ({cxx} is not on PATH; install one or set CXX)"
+        cxx = missing_cxx()
+        return None if cxx is None else f"no C++ compiler ({cxx} is not on PATH; install one or set CXX)"
     if device.type == "cuda":
         from dyt_llama.kernels import triton_dyt  # Inductor's GPU kernels are Triton
 
         return None if triton_dyt.AVAILABLE and torch.cuda.is_available() else "it needs CUDA and `triton`"
     return f"it does not support {device.type} tensors"
+
+
+def failed() -> bool:
+    """Whether compiling failed earlier in this process (CompiledDyT then runs "fused")."""
+    return _failure is not None
 
 
 @functools.cache

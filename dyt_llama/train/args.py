@@ -6,8 +6,6 @@ or on the command line is an error.
 
 import dataclasses
 import math
-import os
-import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +13,8 @@ from pathlib import Path
 import torch
 import yaml
 from transformers import HfArgumentParser
+
+from dyt_llama.kernels.compiled import missing_cxx
 
 
 @dataclass
@@ -229,9 +229,9 @@ def validate(model: ModelArgs, data: DataArgs, train: TrainArgs) -> None:
     )
     _require(train.keep_last >= 1, "keep_last must be >= 1")
     if train.compile and not torch.cuda.is_available():
-        cxx = os.environ.get("CXX", "g++")  # what torch.compile's CPU backend (Inductor) calls
+        cxx = missing_cxx()
         _require(
-            shutil.which(cxx) is not None,
+            cxx is None,
             f"compile=true on CPU needs a C++ compiler for torch.compile, and {cxx} is not on PATH; "
             "install one (or set CXX) or pass --compile false",
         )
